@@ -1,0 +1,103 @@
+"""Dropout, equations (12) to (14) of docs/derivation.md."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import cast
+
+import numpy as np
+
+from multitask_bp._checks import FloatArray, fraction
+from multitask_bp.layers.base import Layer
+
+
+class Dropout(Layer):
+    """y = x * M in training, with a fresh mask M per sample and feature.
+
+    Parameters
+    ----------
+    p : float in [0, 1)
+        The probability of dropping an entry.
+    seed : int or numpy.random.Generator, optional
+        Seeds the masks: the same seed draws the same sequence of masks.
+    inverted : bool
+        True (the default): M is 0 or 1/(1-p), so that the expected output equals the
+        input and eval mode is the identity. False: M is 0 or 1 as the derivation
+        writes it, and eval mode multiplies by (1-p) to match the training expectation.
+
+    Attributes
+    ----------
+    mask : ndarray of shape (m, n), or None
+        The multiplier M applied by the last training forward.
+    hold : bool
+        While True, a training forward reuses `mask` instead of drawing a new one, so
+        that repeated forwards (finite differences) see one fixed function. See
+        `held_mask`.
+    """
+
+    def __init__(
+        self,
+        p: float,
+        seed: int | np.random.Generator | None = None,
+        inverted: bool = True,
+    ) -> None:
+        super().__init__()
+        self.p = fraction(p, "p")
+        self.inverted = bool(inverted)
+        self.rng = np.random.default_rng(seed)
+        self.mask: FloatArray | None = None
+        self.hold = False
+        # The mask of the last forward, or None after an eval forward (no mask).
+        self._mask_in_use: FloatArray | None = None
+
+    @property
+    def keep_value(self) -> float:
+        """The value of M where an entry is kept: 1/(1-p) if inverted, else 1."""
+        return 1.0 / (1.0 - self.p) if self.inverted else 1.0
+
+    @contextmanager
+    def held_mask(self) -> Iterator[Dropout]:
+        """Hold the last mask fixed inside a ``with`` block, then release it."""
+        if self.mask is None:
+            raise RuntimeError(
+                "Dropout.held_mask needs a mask: run a training forward first"
+            )
+        previous, self.hold = self.hold, True
+        try:
+            yield self
+        finally:
+            self.hold = previous
+
+    def _forward(self, x: FloatArray) -> FloatArray:
+        if not self.training:
+            self._mask_in_use = None
+            return x.copy() if self.inverted else x * (1.0 - self.p)  # (14)
+
+        if self.hold and self.mask is not None:
+            if self.mask.shape != x.shape:
+                raise ValueError(
+                    f"the held dropout mask has shape {self.mask.shape}, "
+                    f"but `x` has shape {x.shape}"
+                )
+            mask = self.mask.astype(x.dtype, copy=False)
+        else:
+            keep = self.rng.random(x.shape) >= self.p
+            mask = keep.astype(x.dtype)
+            if self.inverted:
+                mask *= self.keep_value
+        y = x * mask  # (12)
+
+        self.mask = mask
+        self._mask_in_use = mask
+        return y
+
+    def _backward(self, grad_out: FloatArray) -> FloatArray:
+        mask = self._mask_in_use
+        if mask is None:  # eval: y = c x with c = 1 or 1 - p
+            return grad_out * (1.0 if self.inverted else 1.0 - self.p)
+
+        return grad_out * cast(FloatArray, mask)  # (13)
+
+    def __repr__(self) -> str:
+        return f"Dropout(p={self.p}, inverted={self.inverted})"
