@@ -19,7 +19,9 @@ def _as_array(value: ArrayLike, name: str) -> NDArray[Any]:
     try:
         array = np.asarray(value)
     except (TypeError, ValueError) as error:
-        raise TypeError(f"`{name}` must be an array of numbers, got {value!r}") from error
+        raise TypeError(
+            f"`{name}` must be an array of numbers, got {value!r}"
+        ) from error
     return array
 
 
@@ -36,7 +38,8 @@ def as_float_array(
     kind = array.dtype.kind
     if kind == "b" or kind not in "iuf":
         raise TypeError(
-            f"`{name}` must hold real numbers (float or integer), got dtype {array.dtype}"
+            f"`{name}` must hold real numbers (float or integer), "
+            f"got dtype {array.dtype}"
         )
     if dtype is not None:
         array = array.astype(dtype, copy=False)
@@ -68,7 +71,9 @@ def as_batch(
             f"got {array.ndim}-D shape {array.shape}"
         )
     if array.shape[0] < 1:
-        raise ValueError(f"`{name}` must hold at least one sample, got shape {array.shape}")
+        raise ValueError(
+            f"`{name}` must hold at least one sample, got shape {array.shape}"
+        )
     if n_features is not None and array.shape[1] != n_features:
         raise ValueError(
             f"`{name}` must have {n_features} columns ({feature_name}), "
@@ -150,7 +155,8 @@ def class_targets(
             )
         if array.shape[0] != m:
             raise ValueError(
-                f"`{name}` must have {m} labels (one per sample), got shape {array.shape}"
+                f"`{name}` must have {m} labels (one per sample), "
+                f"got shape {array.shape}"
             )
         if m and (array.min() < 0 or array.max() >= k):
             bad = array[(array < 0) | (array >= k)][0]

@@ -120,8 +120,10 @@ class CrossEntropyLoss(Loss):
         y = cast(FloatArray, self._target)
         m = p.shape[0]
 
+        grad = np.zeros_like(p)
         with np.errstate(divide="ignore"):
-            return np.divide(-y, m * p, where=self._counts, out=np.zeros_like(p))  # (31)
+            np.divide(-y, m * p, where=self._counts, out=grad)  # (31)
+        return grad
 
 
 class SoftmaxCrossEntropyLoss(Loss):

@@ -159,7 +159,7 @@ class MultiTaskNet:
 
     @property
     def flat_grads(self) -> FloatArray:
-        """The gradients of the last `backward` as one vector, in `flat_params` order."""
+        """The last `backward`'s gradients as one vector, in `flat_params` order."""
         if not self.grads:
             raise RuntimeError("flat_grads needs a backward first: no gradients yet")
         return np.concatenate([self.grads[name].ravel() for name, _, _ in PARAMETERS])

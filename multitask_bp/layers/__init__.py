@@ -1,4 +1,4 @@
-"""The layers: each `backward` transcribes the numbered equations of docs/derivation.md."""
+"""The layers; each `backward` cites the numbered equations of docs/derivation.md."""
 
 from multitask_bp.layers.activations import ReLU, Sine, Softmax
 from multitask_bp.layers.base import Layer

@@ -42,6 +42,8 @@ class ReLU(Layer):
     x > 0, not a float copy.
     """
 
+    kinks = (0.0,)
+
     def __init__(self) -> None:
         super().__init__()
         self._positive: np.ndarray | None = None

@@ -6,8 +6,8 @@ caches exactly what `backward` needs; `backward(grad_out)` takes dL/dy of shape
 dL/dx of shape (m, n_in).
 
 The public `forward` and `backward` check their input at the door and then call
-`_forward` and `_backward`, which trust their input. `MultiTaskNet` checks its batch once
-and calls the unchecked pair, so that validation is not paid once per layer.
+`_forward` and `_backward`, which trust their input. `MultiTaskNet` checks its batch
+once and calls the unchecked pair, so that validation is not paid once per layer.
 """
 
 from __future__ import annotations
@@ -36,6 +36,9 @@ class Layer:
 
     #: The number of input columns the layer requires, or None for any.
     n_in: int | None = None
+    #: Input values where the layer's output is not differentiable (ReLU: 0.0).
+    #: Gradient checkers treat finite differences across them as kinks, not failures.
+    kinks: tuple[float, ...] = ()
 
     def __init__(self) -> None:
         self.params: dict[str, FloatArray] = {}

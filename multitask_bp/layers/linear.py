@@ -94,4 +94,3 @@ class Linear(Layer):
 
     def __repr__(self) -> str:
         return f"Linear(n_in={self.n_in}, n_out={self.n_out}, bias={self.bias})"
-

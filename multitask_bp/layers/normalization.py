@@ -150,9 +150,8 @@ class BatchNorm(_BatchStatistics):
         inv_std = cast(FloatArray, self._inv_std)
         m = grad_out.shape[0]
 
-        self.grads["gamma"] = (grad_out * x_hat).sum(axis=0).astype(  # (23)
-            self.dtype, copy=False
-        )
+        grad_gamma = (grad_out * x_hat).sum(axis=0)  # (23)
+        self.grads["gamma"] = grad_gamma.astype(self.dtype, copy=False)
         self.grads["beta"] = grad_out.sum(axis=0).astype(self.dtype, copy=False)  # (24)
 
         gamma = self.params["gamma"].astype(grad_out.dtype, copy=False)
