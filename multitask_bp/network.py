@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -14,6 +15,7 @@ from multitask_bp._checks import (
     as_batch,
     class_targets,
     float_dtype,
+    fraction,
     positive_int,
 )
 from multitask_bp.layers import Dropout, Linear, MeanCenterBN, ReLU, Sine, Softmax
@@ -103,9 +105,12 @@ class MultiTaskNet:
         self.n_shared = positive_int(n_shared, "n_shared")
         self.n_classes = positive_int(n_classes, "n_classes")
         self.dtype = float_dtype(dtype)
+        p_drop = fraction(p_drop, "p_drop")
         self.loss_weights = _loss_weights(loss_weights)
+        if not isinstance(fused_loss, bool | np.bool_):
+            raise TypeError(f"`fused_loss` must be True or False, got {fused_loss!r}")
         self.fused_loss = bool(fused_loss)
-        seeds = np.random.SeedSequence(seed).spawn(5)
+        seeds = np.random.SeedSequence(_seed(seed)).spawn(5)
         rngs = [np.random.default_rng(s) for s in seeds]
 
         self.fc_1a = Linear(n_in, n_hidden, seed=rngs[0], dtype=self.dtype)
@@ -343,6 +348,16 @@ class MultiTaskNet:
             f"p_drop={self.dropout.p}, loss_weights={self.loss_weights}, "
             f"dtype={self.dtype})"
         )
+
+
+def _seed(seed: Any) -> int | None:
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"`seed` must be a non-negative integer or None, got {seed!r}")
+    if seed < 0:
+        raise ValueError(f"`seed` must be a non-negative integer or None, got {seed}")
+    return int(seed)
 
 
 def _loss_weights(weights: Any) -> tuple[float, float]:
