@@ -49,10 +49,9 @@ def as_float_array(
         # float16 and long double have no BLAS path; compute in float64.
         array = array.astype(np.float64)
     if not np.isfinite(array).all():
-        bad = np.argwhere(~np.isfinite(array))[0]
-        raise ValueError(
-            f"`{name}` must be finite, got {array[tuple(bad)]} at index {tuple(bad)}"
-        )
+        # Plain ints: numpy 2 would print the index as (np.int64(0), ...).
+        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(array))[0])
+        raise ValueError(f"`{name}` must be finite, got {array[bad]} at index {bad}")
     return array
 
 
@@ -177,7 +176,11 @@ def class_targets(
             f"`{name}` as probability rows must have shape ({m}, {k}), got {rows.shape}"
         )
     if (rows < 0).any():
-        raise ValueError(f"`{name}` probabilities must be non-negative")
+        bad = tuple(int(i) for i in np.argwhere(rows < 0)[0])
+        raise ValueError(
+            f"`{name}` probabilities must be non-negative, "
+            f"got {rows[bad]} at index {bad}"
+        )
     sums = rows.sum(axis=1, dtype=np.float64)
     if not np.allclose(sums, 1.0, rtol=0, atol=1e-6 * max(k, 1)):
         worst = int(np.argmax(np.abs(sums - 1.0)))

@@ -102,8 +102,13 @@ class CrossEntropyLoss(Loss):
     """
 
     def _forward(self, prediction: FloatArray, target: FloatArray) -> float:
-        if (prediction < 0).any() or (prediction > 1).any():
-            raise ValueError("`prediction` must hold probabilities in [0, 1]")
+        outside = (prediction < 0) | (prediction > 1)
+        if outside.any():
+            bad = tuple(int(i) for i in np.argwhere(outside)[0])
+            raise ValueError(
+                "`prediction` must hold probabilities in [0, 1], "
+                f"got {prediction[bad]} at index {bad}"
+            )
         m = prediction.shape[0]
         counts = target > 0
         with np.errstate(divide="ignore"):
