@@ -12,7 +12,8 @@ its best absolute error is near 1e-10, which for gradient entries of 1e-3 is a r
 error of 1e-7, the bar itself. Two rounds of Richardson extrapolation over the steps h,
 h/2, h/4 cancel the h^2 and h^4 terms: with h = 2e-2 (measured best among 5e-3, 1e-2,
 2e-2, 5e-2 on 30 random networks) the absolute error is about 1e-12 and the relative
-error at most 2e-9 on those networks.
+error at most 2e-9 on those networks. Sharply curved cases need a smaller h, so the
+extrapolation is repeated at h/4 and h/16 and the most stable estimate kept.
 """
 
 from __future__ import annotations
@@ -148,7 +149,15 @@ def reference_losses(
 def extrapolated_difference(
     f: Callable[[Array], float], vector: Array, index: int, step: float = STEP
 ) -> float:
-    """df/dv[index] by central differences at h, h/2, h/4 and two Richardson rounds."""
+    """df/dv[index] by Richardson-extrapolated central differences.
+
+    Two rounds of extrapolation over h, h/2, h/4 are taken at h = step, step/4 and
+    step/16, and the middle or the smallest is returned, whichever agrees better with
+    its larger neighbour. A fixed h fails where the loss curves sharply (parameters
+    scaled up with dropout's 1/(1-p) of 8: truncation error 4e-7 at h = 2e-2, 1e-10 at
+    5e-3); a very small h fails where the loss is large (rounding). Comparing
+    neighbours picks the step where neither dominates.
+    """
 
     def central(h: float) -> float:
         shifted = vector.copy()
@@ -158,10 +167,14 @@ def extrapolated_difference(
         down = f(shifted)
         return (up - down) / (2 * h)
 
-    d1, d2, d3 = central(step), central(step / 2), central(step / 4)
-    r1 = (4 * d2 - d1) / 3
-    r2 = (4 * d3 - d2) / 3
-    return (16 * r2 - r1) / 15
+    def extrapolated(h: float) -> float:
+        d1, d2, d3 = central(h), central(h / 2), central(h / 4)
+        r1 = (4 * d2 - d1) / 3
+        r2 = (4 * d3 - d2) / 3
+        return (16 * r2 - r1) / 15
+
+    coarse, middle, fine = (extrapolated(step / 4**j) for j in range(3))
+    return middle if abs(coarse - middle) <= abs(middle - fine) else fine
 
 
 def relative_error(analytic: float, numeric: float, floor: float = FLOOR) -> float:
