@@ -30,10 +30,11 @@ free, and the resident set follows the live arrays). After a warm-up on a tiny b
 and building the problem, the resident set is read ("rest"); two steps run, the peak
 resident set (VmHWM) is reset through /proc/self/clear_refs, a third step runs, and
 its peak minus rest is reported. That counts everything a step needs above its inputs
-and parameters, including what a framework keeps from the previous step (our layer
-caches and gradients, torch's .grad tensors). For ours the same peak is also taken
-with tracemalloc (numpy reports its allocations to it), which counts array bytes
-exactly and checks the resident-set figure.
+and parameters, including what a framework keeps from the previous step (our
+gradients, each until the new one replaces it; our layer caches are dropped as the
+next forward starts; torch's .grad tensors are set to None first). For ours the same
+peak is also taken with tracemalloc (numpy reports its allocations to it), which
+counts array bytes exactly and checks the resident-set figure.
 
 Run from the repository root::
 
@@ -569,6 +570,12 @@ def limit_threads(n: int) -> None:
     """Give numpy's BLAS, torch and XLA the same number of threads."""
     if n < 1:
         raise SystemExit(f"--threads must be at least 1, got {n}")
+    # XLA's CPU client (jax 0.10) ignores the flags below and keeps every core busy
+    # (CPU time twice the wall time under --threads 1 on 2 cores); pinning the process
+    # to n cores holds every framework to them alike.
+    if hasattr(os, "sched_setaffinity"):
+        cores = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, cores[:n])
     # XLA reads its flags when jax first starts its CPU client.
     flags = f"--xla_cpu_multi_thread_eigen={'true' if n > 1 else 'false'}"
     flags += f" intra_op_parallelism_threads={n}"

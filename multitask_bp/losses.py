@@ -19,6 +19,9 @@ from multitask_bp._checks import FloatArray, as_batch, class_targets
 class Loss:
     """Base class: `forward` returns the loss, `backward` its gradient."""
 
+    #: What `_forward` caches for `_backward`, dropped by `_release`.
+    _cache: tuple[str, ...] = ("_prediction", "_target")
+
     def __init__(self) -> None:
         self._prediction: FloatArray | None = None
         self._target: FloatArray | None = None
@@ -27,6 +30,7 @@ class Loss:
         """Return the loss of `prediction` (m, k) against `target`."""
         prediction = as_batch(prediction, "prediction")
         target = self._check_target(target, prediction)
+        self._release()
         return self._forward(prediction, target)
 
     __call__ = forward
@@ -39,6 +43,14 @@ class Loss:
                 "there is no prediction to differentiate at"
             )
         return self._backward()
+
+    def _release(self) -> None:
+        """Drop the last forward's cache; `backward` refuses until the next forward.
+
+        Called before a forward builds its arrays, so that the old ones can be freed.
+        """
+        for name in self._cache:
+            setattr(self, name, None)
 
     def _check_target(self, target: ArrayLike, prediction: FloatArray) -> FloatArray:
         m, k = prediction.shape
@@ -60,6 +72,8 @@ class MSELoss(Loss):
     `prediction` and `target` both have shape (m, k). The factor 1/2 cancels the 2 of
     the derivative, so that dL/dy_hat = (y_hat - y)/m.
     """
+
+    _cache = ("_prediction", "_target", "_residual")
 
     def _check_target(self, target: ArrayLike, prediction: FloatArray) -> FloatArray:
         target = as_batch(target, "target", dtype=prediction.dtype)
@@ -100,6 +114,8 @@ class CrossEntropyLoss(Loss):
     or 104 (float32). Train on logits with `SoftmaxCrossEntropyLoss`, which stays
     finite and exact there.
     """
+
+    _cache = ("_prediction", "_target", "_counts")
 
     def _forward(self, prediction: FloatArray, target: FloatArray) -> float:
         outside = (prediction < 0) | (prediction > 1)
@@ -145,21 +161,38 @@ class SoftmaxCrossEntropyLoss(Loss):
         softmax(z) of the last forward.
     """
 
-    def _forward(self, prediction: FloatArray, target: FloatArray) -> float:
+    def _forward(
+        self,
+        prediction: FloatArray,
+        target: FloatArray,
+        row_max: FloatArray | None = None,
+        sum_exp: FloatArray | None = None,
+    ) -> float:
+        # row_max and sum_exp, (m, 1): the row maxima of `prediction` and the row sums
+        # of exp(prediction - row_max), when a softmax of the same logits has already
+        # computed them (MultiTaskNet's Softmax layer); computed here when None.
         m = prediction.shape[0]
-        shifted = prediction - prediction.max(axis=1, keepdims=True)
-        exp_shifted = np.exp(shifted)
-        sum_exp = exp_shifted.sum(axis=1, keepdims=True)
-        log_probabilities = shifted - np.log(sum_exp)
+        if row_max is None:
+            row_max = np.maximum.reduce(prediction, axis=1, keepdims=True)
+        # Two (m, k) arrays, each worked in place: the shifted logits become the
+        # log-probabilities, their exponentials the probabilities.
+        log_probabilities = prediction - row_max
+        probabilities = np.exp(log_probabilities)
+        if sum_exp is None:
+            sum_exp = np.add.reduce(probabilities, axis=1, keepdims=True)
+        log_probabilities -= np.log(sum_exp)
         loss = -float(np.vdot(target, log_probabilities)) / m  # (32)
+        probabilities /= sum_exp
 
         self._prediction = prediction
         self._target = target
-        self.probabilities = exp_shifted / sum_exp
+        self.probabilities = probabilities
         return loss
 
     def _backward(self) -> FloatArray:
         y = cast(FloatArray, self._target)
         m = y.shape[0]
 
-        return (self.probabilities - y) / m  # (33)
+        grad = self.probabilities - y
+        grad /= m  # (33)
+        return grad

@@ -131,6 +131,10 @@ class MultiTaskNet:
             self.fc_1b, self.bn, self.relu, self.fc_2b, self.softmax,
         )  # fmt: skip
         self._share_flat_params()
+        # Each gradient's layer dict and key, for collecting them after backward.
+        self._grad_sources = [
+            (name, getattr(self, layer).grads, key) for name, layer, key in PARAMETERS
+        ]
         self.training = True
         self._forwarded: tuple[FloatArray, FloatArray] | None = None
         self._losses: Losses | None = None
@@ -235,24 +239,41 @@ class MultiTaskNet:
         """
         return self._forward_checked(self._check_X(X))
 
+    def _release(self) -> None:
+        """Drop the last step's caches, so that they are freed before a new forward.
+
+        Gradients are results, not caches: `grads` keeps the last backward's. The
+        logits z_2B, (m, n_classes), are small and left until the forward replaces them.
+        """
+        for layer in self._layers:
+            layer._release()
+        self.loss_a._release()
+        self.loss_b._release()
+        self._forwarded = None
+        self._losses = None
+
     def _forward_checked(self, X: FloatArray) -> tuple[FloatArray, FloatArray]:
+        self._release()
+        # reuse_x=True hands a layer its input to write the output into: each such
+        # input is the previous layer's fresh output, which no cache and no caller
+        # holds (Sine keeps z_1A, not a_1A; ReLU keeps the mask x_BN > 0).
+
         # Task A.
         z_1a = self.fc_1a._forward(X)  # (34)
         a_1a = self.sine._forward(z_1a)  # (35)
-        x_dp = self.dropout._forward(a_1a)  # (36)
+        x_dp = self.dropout._forward(a_1a, reuse_x=True)  # (36)
         y_a = self.fc_2a._forward(x_dp)  # (37)
 
         # Task B.
         x_1b = self.fc_1b._forward(X)  # (38)
-        x_bn = self.bn._forward(x_1b)  # (39)
-        a_bn = self.relu._forward(x_bn)  # (40)
-        h = y_a + a_bn  # (41)
+        x_bn = self.bn._forward(x_1b, reuse_x=True)  # (39)
+        a_bn = self.relu._forward(x_bn, reuse_x=True)  # (40)
+        h = np.add(y_a, a_bn, out=a_bn)  # (41), into ReLU's fresh output
         z_2b = self.fc_2b._forward(h)  # (42)
         y_b = self.softmax._forward(z_2b)  # (43)
 
         self._z_2b = z_2b
         self._forwarded = (y_a, y_b)
-        self._losses = None
         return y_a, y_b
 
     def loss(self, y_a_true: ArrayLike, y_b_true: ArrayLike) -> Losses:
@@ -276,7 +297,13 @@ class MultiTaskNet:
 
         loss_a = self.loss_a._forward(y_a, y_a_true)  # (44)
         if isinstance(self.loss_b, SoftmaxCrossEntropyLoss):
-            loss_b = self.loss_b._forward(self._z_2b, y_b_true)  # (45)
+            # The Softmax layer's row maxima and exp sums of z_2B, not recomputed.
+            loss_b = self.loss_b._forward(
+                self._z_2b,
+                y_b_true,
+                row_max=self.softmax._row_max,
+                sum_exp=self.softmax._sum_exp,
+            )  # (45)
         else:
             loss_b = self.loss_b._forward(y_b, y_b_true)  # (45)
         self._losses = Losses(total=w_a * loss_a + w_b * loss_b, a=loss_a, b=loss_b)
@@ -290,31 +317,44 @@ class MultiTaskNet:
                 "loss, then backward"
             )
         w_a, w_b = self.loss_weights
+        # Each layer replaces its gradients as it goes; without this dict's references
+        # the last backward's arrays are freed as soon as they are replaced.
+        self.grads = {}
+
+        # Every loss and layer backward returns a fresh array that nothing else holds,
+        # so the weights multiply into it, the branch sum adds into it and, with
+        # reuse_grad=True, the next layer writes into it (x * w and w * x, x + y and
+        # y + x are the same numbers bit for bit).
 
         # Task B's head.
         if isinstance(self.loss_b, SoftmaxCrossEntropyLoss):
-            grad_z_2b = w_b * self.loss_b._backward()  # (47)
+            grad_z_2b = _weighted(self.loss_b._backward(), w_b)  # (47)
         else:
-            grad_z_2b = self.softmax._backward(w_b * self.loss_b._backward())  # (47)
+            grad_p = _weighted(self.loss_b._backward(), w_b)
+            grad_z_2b = self.softmax._backward(grad_p)  # (47)
         grad_h = self.fc_2b._backward(grad_z_2b)  # (48) to (50)
 
         # The shared branch: task A's own term plus task B's term through theta_2B.
-        grad_y_a = w_a * self.loss_a._backward() + grad_h  # (51)
+        grad_y_a = _weighted(self.loss_a._backward(), w_a)
+        grad_y_a += grad_h  # (51)
 
         # Task B's hidden layer: the gradient at a_BN is grad_h as well.
-        grad_x_bn = self.relu._backward(grad_h)  # (52)
-        grad_x_1b = self.bn._backward(grad_x_bn)  # (53), (54)
+        grad_x_bn = self.relu._backward(grad_h, reuse_grad=True)  # (52)
+        grad_x_1b = self.bn._backward(grad_x_bn, reuse_grad=True)  # (53), (54)
         self.fc_1b._backward_params(grad_x_1b)  # (55)
+        # One (m, n_shared) array under three names; free it before task A's
+        # (m, n_hidden) arrays are built.
+        del grad_h, grad_x_bn, grad_x_1b
 
         # Task A.
         grad_x_dp = self.fc_2a._backward(grad_y_a)  # (56) to (58)
-        grad_a_1a = self.dropout._backward(grad_x_dp)  # (59)
+        del grad_y_a
+        grad_a_1a = self.dropout._backward(grad_x_dp, reuse_grad=True)  # (59)
         grad_z_1a = self.sine._backward(grad_a_1a)  # (60)
+        del grad_x_dp, grad_a_1a
         self.fc_1a._backward_params(grad_z_1a)  # (61), (62)
 
-        self.grads = {
-            name: getattr(self, layer).grads[key] for name, layer, key in PARAMETERS
-        }
+        self.grads = {name: grads[key] for name, grads, key in self._grad_sources}
         return dict(self.grads)
 
     # -- validation -----------------------------------------------------------------
@@ -348,6 +388,16 @@ class MultiTaskNet:
             f"p_drop={self.dropout.p}, loss_weights={self.loss_weights}, "
             f"dtype={self.dtype})"
         )
+
+
+def _weighted(grad: FloatArray, weight: float) -> FloatArray:
+    """Return weight * grad, written into `grad`, a fresh array nothing else holds.
+
+    A weight of 1 changes no bit, and the product is skipped.
+    """
+    if weight != 1.0:
+        grad *= weight
+    return grad
 
 
 def _seed(seed: Any) -> int | None:

@@ -17,6 +17,8 @@ from multitask_bp.layers.base import Layer
 class Sine(Layer):
     """y = sin(x), element-wise; input and output of shape (m, n)."""
 
+    _cache = ("_x",)
+
     def __init__(self) -> None:
         super().__init__()
         self._x: FloatArray | None = None
@@ -31,7 +33,10 @@ class Sine(Layer):
         x = cast(FloatArray, self._x)
 
         # cos(x) is computed here, not in forward: an eval-only forward never needs it.
-        return grad_out * np.cos(x)  # (6)
+        # It is a fresh array, so the product goes into it (x * y is y * x, exactly).
+        grad_in = np.cos(x)
+        grad_in *= grad_out  # (6)
+        return grad_in
 
 
 class ReLU(Layer):
@@ -43,22 +48,27 @@ class ReLU(Layer):
     """
 
     kinks = (0.0,)
+    _cache = ("_positive",)
 
     def __init__(self) -> None:
         super().__init__()
         self._positive: np.ndarray | None = None
 
-    def _forward(self, x: FloatArray) -> FloatArray:
+    def _forward(self, x: FloatArray, reuse_x: bool = False) -> FloatArray:
+        # reuse_x: the caller hands over x, a fresh array that nothing else holds, and
+        # the output is written into it. The mask is taken from x first.
         positive = x > 0
-        y = np.maximum(x, 0)  # (7)
+        y = np.maximum(x, 0, out=x if reuse_x else None)  # (7)
 
         self._positive = positive
         return y
 
-    def _backward(self, grad_out: FloatArray) -> FloatArray:
+    def _backward(self, grad_out: FloatArray, reuse_grad: bool = False) -> FloatArray:
         positive = cast(np.ndarray, self._positive)
 
-        return grad_out * positive  # (8)
+        return np.multiply(
+            grad_out, positive, out=grad_out if reuse_grad else None
+        )  # (8)
 
 
 class Softmax(Layer):
@@ -70,22 +80,35 @@ class Softmax(Layer):
     O(m k^2) of building it; `jacobian` builds it, for teaching and for tests.
     """
 
+    _cache = ("_y", "_row_max", "_sum_exp")
+
     def __init__(self) -> None:
         super().__init__()
         self._y: FloatArray | None = None
+        # (m, 1) each, private: MultiTaskNet hands them to its fused loss on the same
+        # logits, which then does not compute them again.
+        self._row_max: FloatArray | None = None
+        self._sum_exp: FloatArray | None = None
 
     def _forward(self, x: FloatArray) -> FloatArray:
-        e = np.exp(x - x.max(axis=1, keepdims=True))
-        y = e / e.sum(axis=1, keepdims=True)  # (9)
+        row_max = np.maximum.reduce(x, axis=1, keepdims=True)
+        y = x - row_max
+        np.exp(y, out=y)
+        sum_exp = np.add.reduce(y, axis=1, keepdims=True)
+        y /= sum_exp  # (9)
 
         self._y = y
+        self._row_max = row_max
+        self._sum_exp = sum_exp
         return y
 
     def _backward(self, grad_out: FloatArray) -> FloatArray:
         y = cast(FloatArray, self._y)
 
-        projected = (grad_out * y).sum(axis=1, keepdims=True)
-        return y * (grad_out - projected)  # (11)
+        projected = np.add.reduce(grad_out * y, axis=1, keepdims=True)
+        grad_in = grad_out - projected
+        grad_in *= y  # (11)
+        return grad_in
 
     @staticmethod
     def jacobian(y: ArrayLike) -> FloatArray:

@@ -8,6 +8,10 @@ dL/dx of shape (m, n_in).
 The public `forward` and `backward` check their input at the door and then call
 `_forward` and `_backward`, which trust their input. `MultiTaskNet` checks its batch
 once and calls the unchecked pair, so that validation is not paid once per layer.
+
+A forward first drops the previous forward's cache (`_release`), so that its arrays
+can be freed before the new ones are built; `backward` always uses the cache of the
+last forward, and may be called on it more than once.
 """
 
 from __future__ import annotations
@@ -18,6 +22,15 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from multitask_bp._checks import FloatArray, as_batch, as_grad_out
+
+
+def cast_to(array: FloatArray, dtype: np.dtype[Any]) -> FloatArray:
+    """Return `array` in `dtype`: itself when it already is, else a cast copy.
+
+    The same as ``array.astype(dtype, copy=False)`` without the numpy call in the
+    usual case, where parameters, batch and gradients share one dtype.
+    """
+    return array if array.dtype == dtype else array.astype(dtype)
 
 
 class Layer:
@@ -39,6 +52,8 @@ class Layer:
     #: Input values where the layer's output is not differentiable (ReLU: 0.0).
     #: Gradient checkers treat finite differences across them as kinks, not failures.
     kinks: tuple[float, ...] = ()
+    #: The attributes `_forward` caches for `_backward`, dropped by `_release`.
+    _cache: tuple[str, ...] = ()
 
     def __init__(self) -> None:
         self.params: dict[str, FloatArray] = {}
@@ -70,6 +85,7 @@ class Layer:
         """
         x = as_batch(x, "x", self.n_in, "n_in")
         self._check_batch(x)
+        self._release()
         y = self._forward(x)
         self._out_shape = y.shape
         self._out_dtype = y.dtype
@@ -97,6 +113,12 @@ class Layer:
                 "there is no cached input to differentiate at"
             )
         return as_grad_out(grad_out, self._out_shape, self._out_dtype)
+
+    def _release(self) -> None:
+        """Drop the last forward's cache; `backward` refuses until the next forward."""
+        self._out_shape = None
+        for name in self._cache:
+            setattr(self, name, None)
 
     def _check_batch(self, x: FloatArray) -> None:
         """Refuse a batch the layer cannot handle (overridden where needed)."""

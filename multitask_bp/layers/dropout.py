@@ -9,7 +9,7 @@ from typing import cast
 import numpy as np
 
 from multitask_bp._checks import FloatArray, fraction
-from multitask_bp.layers.base import Layer
+from multitask_bp.layers.base import Layer, cast_to
 
 
 class Dropout(Layer):
@@ -35,6 +35,8 @@ class Dropout(Layer):
         that repeated forwards (finite differences) see one fixed function. See
         `held_mask`.
     """
+
+    _cache = ("_mask_in_use",)
 
     def __init__(
         self,
@@ -69,10 +71,15 @@ class Dropout(Layer):
         finally:
             self.hold = previous
 
-    def _forward(self, x: FloatArray) -> FloatArray:
+    def _forward(self, x: FloatArray, reuse_x: bool = False) -> FloatArray:
+        # reuse_x: the caller hands over x, a fresh array that nothing else holds, and
+        # the output is written into it.
+        out = x if reuse_x else None
         if not self.training:
             self._mask_in_use = None
-            return x.copy() if self.inverted else x * (1.0 - self.p)  # (14)
+            if self.inverted:
+                return x if reuse_x else x.copy()  # (14)
+            return np.multiply(x, 1.0 - self.p, out=out)  # (14)
 
         if self.hold and self.mask is not None:
             if self.mask.shape != x.shape:
@@ -80,24 +87,27 @@ class Dropout(Layer):
                     f"the held dropout mask has shape {self.mask.shape}, "
                     f"but `x` has shape {x.shape}"
                 )
-            mask = self.mask.astype(x.dtype, copy=False)
+            mask = cast_to(self.mask, x.dtype)
         else:
             keep = self.rng.random(x.shape) >= self.p
-            mask = keep.astype(x.dtype)
-            if self.inverted:
-                mask *= self.keep_value
-        y = x * mask  # (12)
+            # One pass from the booleans to M: True * c is c and False * c is 0,
+            # exactly, in either dtype.
+            mask = np.multiply(keep, self.keep_value, dtype=x.dtype)
+        y = np.multiply(x, mask, out=out)  # (12)
 
         self.mask = mask
         self._mask_in_use = mask
         return y
 
-    def _backward(self, grad_out: FloatArray) -> FloatArray:
+    def _backward(self, grad_out: FloatArray, reuse_grad: bool = False) -> FloatArray:
+        out = grad_out if reuse_grad else None
         mask = self._mask_in_use
         if mask is None:  # eval: y = c x with c = 1 or 1 - p
-            return grad_out * (1.0 if self.inverted else 1.0 - self.p)
+            return np.multiply(
+                grad_out, 1.0 if self.inverted else 1.0 - self.p, out=out
+            )
 
-        return grad_out * cast(FloatArray, mask)  # (13)
+        return np.multiply(grad_out, cast(FloatArray, mask), out=out)  # (13)
 
     def __repr__(self) -> str:
         return f"Dropout(p={self.p}, inverted={self.inverted})"

@@ -8,7 +8,7 @@ import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
 from multitask_bp._checks import FloatArray, float_dtype, positive_int
-from multitask_bp.layers.base import Layer
+from multitask_bp.layers.base import Layer, cast_to
 
 
 class Linear(Layer):
@@ -32,6 +32,8 @@ class Linear(Layer):
     [-1/sqrt(n_in), 1/sqrt(n_in)], which keeps the variance of each output near that
     of one input column; `b` has shape (n_out,) and starts at zero.
     """
+
+    _cache = ("_x",)
 
     def __init__(
         self,
@@ -59,10 +61,9 @@ class Linear(Layer):
         return "b" in self.params
 
     def _forward(self, x: FloatArray) -> FloatArray:
-        theta = self.params["theta"].astype(x.dtype, copy=False)
-        y = x @ theta.T  # (1)
+        y = x @ cast_to(self.params["theta"], x.dtype).T  # (1)
         if "b" in self.params:
-            y += self.params["b"].astype(x.dtype, copy=False)
+            y += cast_to(self.params["b"], x.dtype)
 
         self._x = x
         return y
@@ -82,15 +83,16 @@ class Linear(Layer):
 
     def _backward_params(self, grad_out: FloatArray) -> None:
         x = cast(FloatArray, self._x)
-        self.grads["theta"] = (grad_out.T @ x).astype(self.dtype, copy=False)  # (2)
+        self.grads["theta"] = cast_to(grad_out.T @ x, self.dtype)  # (2)
         if "b" in self.params:
-            self.grads["b"] = grad_out.sum(axis=0).astype(self.dtype, copy=False)  # (3)
+            self.grads["b"] = cast_to(
+                np.add.reduce(grad_out, axis=0), self.dtype
+            )  # (3)
 
     def _backward(self, grad_out: FloatArray) -> FloatArray:
         self._backward_params(grad_out)
 
-        theta = self.params["theta"].astype(grad_out.dtype, copy=False)
-        return grad_out @ theta  # (4)
+        return grad_out @ cast_to(self.params["theta"], grad_out.dtype)  # (4)
 
     def __repr__(self) -> str:
         return f"Linear(n_in={self.n_in}, n_out={self.n_out}, bias={self.bias})"

@@ -17,7 +17,7 @@ from multitask_bp._checks import (
     positive_float,
     positive_int,
 )
-from multitask_bp.layers.base import Layer
+from multitask_bp.layers.base import Layer, cast_to
 
 
 class _BatchStatistics(Layer):
@@ -39,8 +39,8 @@ class _BatchStatistics(Layer):
                 "the output constant; use eval() to apply the running statistics"
             )
 
-    def _update_running(self, name: str, batch_value: FloatArray) -> None:
-        running = getattr(self, name)
+    def _update_running(self, running: FloatArray, batch_value: FloatArray) -> None:
+        """running <- (1 - momentum) running + momentum batch_value, in place."""
         running *= 1.0 - self.momentum
         running += self.momentum * batch_value
 
@@ -73,24 +73,31 @@ class MeanCenterBN(_BatchStatistics):
         super().__init__(n_features, momentum, dtype)
         self.params["b"] = np.zeros(self.n_features, dtype=self.dtype)
 
-    def _forward(self, x: FloatArray) -> FloatArray:
+    def _forward(self, x: FloatArray, reuse_x: bool = False) -> FloatArray:
+        # reuse_x: the caller hands over x, a fresh array that nothing else holds, and
+        # the output is written into it.
         if self.training:
-            mu = x.mean(axis=0)  # (15)
-            self._update_running("running_mean", mu)
+            # The sum divided by m, as x.mean(axis=0) computes it.
+            mu = np.add.reduce(x, axis=0)
+            mu /= x.shape[0]  # (15)
+            self._update_running(self.running_mean, mu)
         else:
-            mu = self.running_mean.astype(x.dtype, copy=False)
-        y = x - mu  # (16)
-        y += self.params["b"].astype(x.dtype, copy=False)
+            mu = cast_to(self.running_mean, x.dtype)
+        y = np.subtract(x, mu, out=x if reuse_x else None)  # (16)
+        y += cast_to(self.params["b"], x.dtype)
 
         self._centred_in_training = self.training
         return y
 
-    def _backward(self, grad_out: FloatArray) -> FloatArray:
-        self.grads["b"] = grad_out.sum(axis=0).astype(self.dtype, copy=False)  # (17)
+    def _backward(self, grad_out: FloatArray, reuse_grad: bool = False) -> FloatArray:
+        grad_b = np.add.reduce(grad_out, axis=0)  # (17)
+        self.grads["b"] = cast_to(grad_b, self.dtype)
 
         if not self._centred_in_training:  # eval: the running mean is a constant
-            return grad_out.copy()  # (18) without its mean term
-        return grad_out - grad_out.mean(axis=0)  # (18)
+            return grad_out if reuse_grad else grad_out.copy()  # (18) without its mean
+        # The mean of grad_out is the sum (17) divided by m, not summed again.
+        mean = grad_b / grad_out.shape[0]
+        return np.subtract(grad_out, mean, out=grad_out if reuse_grad else None)  # (18)
 
 
 class BatchNorm(_BatchStatistics):
@@ -111,6 +118,8 @@ class BatchNorm(_BatchStatistics):
     `gamma` starts at 1 and `beta` at 0. A batch of one is refused in training.
     """
 
+    _cache = ("_x_hat", "_inv_std")
+
     def __init__(
         self,
         n_features: int,
@@ -130,15 +139,15 @@ class BatchNorm(_BatchStatistics):
             mu = x.mean(axis=0)  # (19)
             centred = x - mu
             var = (centred * centred).mean(axis=0)  # (20)
-            self._update_running("running_mean", mu)
-            self._update_running("running_var", var * (m / (m - 1)))
+            self._update_running(self.running_mean, mu)
+            self._update_running(self.running_var, var * (m / (m - 1)))
         else:
-            centred = x - self.running_mean.astype(x.dtype, copy=False)
-            var = self.running_var.astype(x.dtype, copy=False)
+            centred = x - cast_to(self.running_mean, x.dtype)
+            var = cast_to(self.running_var, x.dtype)
         inv_std = 1.0 / np.sqrt(var + x.dtype.type(self.eps))
         x_hat = centred * inv_std  # (21)
-        gamma = self.params["gamma"].astype(x.dtype, copy=False)
-        y = gamma * x_hat + self.params["beta"].astype(x.dtype, copy=False)  # (22)
+        gamma = cast_to(self.params["gamma"], x.dtype)
+        y = gamma * x_hat + cast_to(self.params["beta"], x.dtype)  # (22)
 
         self._x_hat = x_hat
         self._inv_std = inv_std
@@ -151,10 +160,10 @@ class BatchNorm(_BatchStatistics):
         m = grad_out.shape[0]
 
         grad_gamma = (grad_out * x_hat).sum(axis=0)  # (23)
-        self.grads["gamma"] = grad_gamma.astype(self.dtype, copy=False)
-        self.grads["beta"] = grad_out.sum(axis=0).astype(self.dtype, copy=False)  # (24)
+        self.grads["gamma"] = cast_to(grad_gamma, self.dtype)
+        self.grads["beta"] = cast_to(grad_out.sum(axis=0), self.dtype)  # (24)
 
-        gamma = self.params["gamma"].astype(grad_out.dtype, copy=False)
+        gamma = cast_to(self.params["gamma"], grad_out.dtype)
         grad_x_hat = grad_out * gamma  # (25)
 
         if not self._normalised_in_training:  # eval: mean and variance are constants
