@@ -193,7 +193,9 @@ class MultiTaskNet:
         f writes v into the network, runs forward, loss and backward on the fixed batch,
         and returns the total loss and a fresh gradient vector. In training mode with
         p_drop > 0, call it inside ``net.dropout.held_mask()`` so that every call sees
-        the same mask and f is one deterministic function.
+        the same mask and f is one deterministic function. Each call in training mode
+        also moves MeanCenterBN's running mean, as every training forward does; save
+        and restore `net.bn.running_mean` around an optimisation if that matters.
         """
         X = self._check_X(X)
         m = X.shape[0]
