@@ -36,7 +36,7 @@ def as_float_array(
     """
     array = _as_array(value, name)
     kind = array.dtype.kind
-    if kind == "b" or kind not in "iuf":
+    if kind not in "iuf":  # "b", booleans, included
         raise TypeError(
             f"`{name}` must hold real numbers (float or integer), "
             f"got dtype {array.dtype}"

@@ -132,7 +132,6 @@ def _chain(
     task A's own term of (51), before the weight w_A.
     """
     m = fw.m
-    cos_z_1a = np.cos(fw.z_1a)
 
     if grad_y_b is None:
         grad_z_2b = fw.w_b * (fw.y_b - fw.y_b_true) / m  # (47)
@@ -156,15 +155,21 @@ def _chain(
 
     grad_theta_2a = grad_y_a.T @ fw.x_dp  # (56)
     grad_b_2a = grad_y_a.sum(axis=0)  # (57)
-    grad_z_1a = (grad_y_a @ fw.theta_2a) * fw.mask * cos_z_1a  # (58) to (60)
-    grad_b_1a = grad_z_1a.sum(axis=0)  # (62)
-    if not cos_in_task_b_term_of_theta_1a:
+    grad_x_dp = grad_y_a @ fw.theta_2a  # (58)
+    grad_a_1a = grad_x_dp * fw.mask  # (59)
+    cos_z_1a = np.cos(fw.z_1a)
+    grad_z_1a = grad_a_1a * cos_z_1a  # (60)
+    if cos_in_task_b_term_of_theta_1a:
+        grad_z_1a_for_theta = grad_z_1a
+    else:
         # The tasks' terms are kept apart here only because the notes' (41) treats
-        # them differently; (51) adds them before this point.
+        # them differently; (51) adds them before this point. Their b_1A, (42),
+        # keeps the cosine in both terms, so (62) below is unchanged.
         own_term = (own @ fw.theta_2a) * fw.mask * cos_z_1a
         task_b_term = (grad_h @ fw.theta_2a) * fw.mask
-        grad_z_1a = own_term + task_b_term
-    grad_theta_1a = grad_z_1a.T @ fw.X  # (61)
+        grad_z_1a_for_theta = own_term + task_b_term
+    grad_theta_1a = grad_z_1a_for_theta.T @ fw.X  # (61)
+    grad_b_1a = grad_z_1a.sum(axis=0)  # (62)
 
     return {
         "theta_1A": grad_theta_1a,

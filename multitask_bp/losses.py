@@ -27,7 +27,11 @@ class Loss:
         self._target: FloatArray | None = None
 
     def forward(self, prediction: ArrayLike, target: ArrayLike) -> float:
-        """Return the loss of `prediction` (m, k) against `target`."""
+        """Return the loss of `prediction` (m, k) against `target`.
+
+        `target` is (m, k) for `MSELoss`; for the cross-entropies, integer labels (m,)
+        or probability rows (m, k).
+        """
         prediction = as_batch(prediction, "prediction")
         target = self._check_target(target, prediction)
         self._release()
@@ -157,9 +161,15 @@ class SoftmaxCrossEntropyLoss(Loss):
 
     Attributes
     ----------
-    probabilities : ndarray, shape (m, k)
-        softmax(z) of the last forward.
+    probabilities : ndarray, shape (m, k), or None
+        softmax(z) of the last forward; None from the start of the next forward.
     """
+
+    _cache = ("_prediction", "_target", "probabilities")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.probabilities: FloatArray | None = None
 
     def _forward(
         self,
@@ -181,6 +191,7 @@ class SoftmaxCrossEntropyLoss(Loss):
         if sum_exp is None:
             sum_exp = np.add.reduce(probabilities, axis=1, keepdims=True)
         log_probabilities -= np.log(sum_exp)
+        # (32) in its first form, -(1/m) sum_ij y_ij (z_ij - lse(z_i)).
         loss = -float(np.vdot(target, log_probabilities)) / m  # (32)
         probabilities /= sum_exp
 
@@ -193,6 +204,6 @@ class SoftmaxCrossEntropyLoss(Loss):
         y = cast(FloatArray, self._target)
         m = y.shape[0]
 
-        grad = self.probabilities - y
+        grad = cast(FloatArray, self.probabilities) - y
         grad /= m  # (33)
         return grad

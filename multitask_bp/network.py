@@ -13,6 +13,7 @@ from numpy.typing import ArrayLike, DTypeLike
 from multitask_bp._checks import (
     FloatArray,
     as_batch,
+    as_float_array,
     class_targets,
     float_dtype,
     fraction,
@@ -175,14 +176,12 @@ class MultiTaskNet:
 
     def set_flat_params(self, vector: ArrayLike) -> None:
         """Overwrite every parameter from a vector of shape (n_params,)."""
-        vector = np.asarray(vector)
+        vector = as_float_array(vector, "vector")
         if vector.shape != self.flat_params.shape:
             raise ValueError(
                 f"`vector` must have shape ({self.n_params},) (n_params), "
                 f"got {vector.shape}"
             )
-        if not np.isfinite(vector).all():
-            raise ValueError("`vector` must be finite")
         self.flat_params[...] = vector
 
     def objective(
@@ -299,7 +298,8 @@ class MultiTaskNet:
 
         loss_a = self.loss_a._forward(y_a, y_a_true)  # (44)
         if isinstance(self.loss_b, SoftmaxCrossEntropyLoss):
-            # The Softmax layer's row maxima and exp sums of z_2B, not recomputed.
+            # (45) as the fused (32) on z_2B, with the Softmax layer's row maxima
+            # and exp sums of z_2B rather than computing them again.
             loss_b = self.loss_b._forward(
                 self._z_2b,
                 y_b_true,

@@ -102,7 +102,7 @@ class Dropout(Layer):
     def _backward(self, grad_out: FloatArray, reuse_grad: bool = False) -> FloatArray:
         out = grad_out if reuse_grad else None
         mask = self._mask_in_use
-        if mask is None:  # eval: y = c x with c = 1 or 1 - p
+        if mask is None:  # eval, (14): y = c x with c = 1 (inverted) or 1 - p
             return np.multiply(
                 grad_out, 1.0 if self.inverted else 1.0 - self.p, out=out
             )

@@ -71,7 +71,7 @@ class Linear(Layer):
     def backward(  # type: ignore[override]
         self, grad_out: ArrayLike, need_input_grad: bool = True
     ) -> FloatArray | None:
-        """Fill `grads` and return dL/dx, of shape (m, n_in).
+        """Fill `grads` from `grad_out` (m, n_out) and return dL/dx, shape (m, n_in).
 
         With ``need_input_grad=False`` the product (4) is skipped and None is returned:
         a first layer's input gradient is never used, and costs as much as its forward.
@@ -85,9 +85,8 @@ class Linear(Layer):
         x = cast(FloatArray, self._x)
         self.grads["theta"] = cast_to(grad_out.T @ x, self.dtype)  # (2)
         if "b" in self.params:
-            self.grads["b"] = cast_to(
-                np.add.reduce(grad_out, axis=0), self.dtype
-            )  # (3)
+            grad_b = np.add.reduce(grad_out, axis=0)  # (3)
+            self.grads["b"] = cast_to(grad_b, self.dtype)
 
     def _backward(self, grad_out: FloatArray) -> FloatArray:
         self._backward_params(grad_out)

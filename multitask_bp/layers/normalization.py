@@ -1,4 +1,4 @@
-"""Batch normalisation: MeanCenterBN (15)-(18) and BatchNorm (19)-(26).
+"""Batch normalisation: MeanCenterBN (15)-(18) and BatchNorm (19)-(27).
 
 Equation numbers refer to docs/derivation.md.
 """
@@ -61,6 +61,8 @@ class MeanCenterBN(_BatchStatistics):
     momentum : float in (0, 1]
         The weight of the newest batch in the running mean,
         running_mean <- (1 - momentum) running_mean + momentum mean.
+    dtype : float32 or float64
+        The dtype of `b` and the running mean; the output takes the dtype of the input.
 
     In training the batch must hold at least two samples (with one, y = b whatever
     x is). In eval mode the running mean replaces the batch mean, so any batch size
@@ -111,6 +113,9 @@ class BatchNorm(_BatchStatistics):
         Added to the variance before the square root.
     momentum : float in (0, 1]
         The weight of the newest batch in the running mean and running variance.
+    dtype : float32 or float64
+        The dtype of `gamma`, `beta` and the running statistics; the output takes the
+        dtype of the input.
 
     In training the variance is the biased batch variance (divided by m), which is what
     the normalisation uses; the running variance stores the unbiased estimate
@@ -160,16 +165,17 @@ class BatchNorm(_BatchStatistics):
         m = grad_out.shape[0]
 
         grad_gamma = (grad_out * x_hat).sum(axis=0)  # (23)
+        grad_beta = grad_out.sum(axis=0)  # (24)
         self.grads["gamma"] = cast_to(grad_gamma, self.dtype)
-        self.grads["beta"] = cast_to(grad_out.sum(axis=0), self.dtype)  # (24)
+        self.grads["beta"] = cast_to(grad_beta, self.dtype)
 
         gamma = cast_to(self.params["gamma"], grad_out.dtype)
         grad_x_hat = grad_out * gamma  # (25)
 
         if not self._normalised_in_training:  # eval: mean and variance are constants
             return grad_x_hat * inv_std  # (27)
+        # gamma is constant over the batch, so the two sums of (26) are gamma times
+        # the sums (24) and (23) already taken, not summed again.
         return (inv_std / m) * (  # (26)
-            m * grad_x_hat
-            - grad_x_hat.sum(axis=0)
-            - x_hat * (grad_x_hat * x_hat).sum(axis=0)
+            m * grad_x_hat - gamma * grad_beta - x_hat * (gamma * grad_gamma)
         )
