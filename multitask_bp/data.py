@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import logging
+import numbers
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,6 +178,8 @@ def make_embedded(
     n_classes = positive_int(n_classes, "n_classes")
     if n_classes < 2:
         raise ValueError(f"`n_classes` must be at least 2, got {n_classes}")
+    if isinstance(noise, bool) or not isinstance(noise, numbers.Real):
+        raise TypeError(f"`noise` must be a real number, got {noise!r}")
     if not (np.isfinite(noise) and noise >= 0):
         raise ValueError(f"`noise` must be a finite number >= 0, got {noise}")
     rng = np.random.default_rng(seed)

@@ -47,8 +47,8 @@ from numpy.typing import NDArray
 
 from multitask_bp._checks import FloatArray, fraction, positive_float, positive_int
 from multitask_bp.data import Split
-from multitask_bp.network import MultiTaskNet
-from multitask_bp.optim import SGD, Adam, Optimizer
+from multitask_bp.network import MultiTaskNet, _loss_weights
+from multitask_bp.optim import SGD, Adam, Optimizer, _non_negative
 
 if TYPE_CHECKING:
     import scipy.optimize
@@ -172,15 +172,15 @@ class TrainConfig:
         positive_int(self.n_hidden, "n_hidden")
         fraction(self.p_drop, "p_drop")
         fraction(self.momentum, "momentum")
+        if not isinstance(self.nesterov, (bool, np.bool_)):
+            raise TypeError(f"`nesterov` must be True or False, got {self.nesterov!r}")
+        object.__setattr__(self, "nesterov", bool(self.nesterov))
         if self.nesterov and self.momentum == 0:
             raise ValueError("`nesterov` needs `momentum` above 0")
-        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
-            raise ValueError(
-                f"`weight_decay` must be a finite number >= 0, got {self.weight_decay}"
-            )
         object.__setattr__(
-            self, "loss_weights", tuple(float(w) for w in self.loss_weights)
+            self, "weight_decay", _non_negative(self.weight_decay, "weight_decay")
         )
+        object.__setattr__(self, "loss_weights", _loss_weights(self.loss_weights))
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as JSON-serialisable values."""

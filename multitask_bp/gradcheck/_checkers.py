@@ -160,8 +160,9 @@ def check_layer(
 
         y64 = twin.forward(x64)
         scale = float(np.vdot(np.abs(y64), np.abs(g64)))
-        options = _options(mode, h, rtol, n_samples, n_directions, seed, safety, scale)
-        options.rtol, options.floor_rel = _tolerances(y.dtype, rtol)
+        options = _options(
+            mode, h, rtol, n_samples, n_directions, seed, safety, scale, y.dtype
+        )
         kinks, near_kink = _elementwise_kinks(x64, layer.kinks)
         targets = [Target("x", x64, grad_x, kinks, near_kink=near_kink)]
         targets += [
@@ -229,8 +230,9 @@ def check_loss(
 
     value64 = f()
     scale = abs(value64) + float(np.abs(p64).max(axis=1).mean())
-    options = _options(mode, h, rtol, n_samples, n_directions, seed, safety, scale)
-    options.rtol, options.floor_rel = _tolerances(prediction.dtype, rtol)
+    options = _options(
+        mode, h, rtol, n_samples, n_directions, seed, safety, scale, prediction.dtype
+    )
     domain = (0.0, 1.0) if isinstance(loss, CrossEntropyLoss) else None
     targets = [Target("prediction", p64, grad, domain=domain)]
     report = _run(f, options, targets, repr(loss), str(prediction.dtype))
@@ -258,7 +260,8 @@ def check_network(
     f = net.loss(y_a, y_b).total after net.forward(X); the analytic gradients are
     net.backward(). In training, one dropout mask is held for every evaluation: the
     network's `dropout.mask` if it has the batch's shape, else the mask one training
-    forward draws (which advances the dropout's generator, as any forward does).
+    forward draws (the generator's state is restored afterwards, so the masks of later
+    training steps are those they would have been without the check).
 
     Kinks: ReLU's input x_BN is affine in theta_1B and b_1B, so for every step the
     check computes exactly where x_BN would cross 0 and shortens the step to stay on
@@ -266,8 +269,9 @@ def check_network(
     differences. Those entries are counted as kinks.
 
     The network is left as found: parameters restored bit for bit, the running mean
-    restored, and its caches and `grads` those of one forward, loss and backward at
-    the unperturbed parameters. A float32 network is checked against a float64 twin.
+    and the dropout generator's state restored, and its caches and `grads` those of
+    one forward, loss and backward at the unperturbed parameters. A float32 network
+    is checked against a float64 twin.
 
     Parameters
     ----------
@@ -292,6 +296,8 @@ def check_network(
     saved_params = net.flat_params.copy()
     saved_running_mean = net.bn.running_mean.copy()
     saved_hold = net.dropout.hold
+    # A mask drawn for the check must not shift the masks of later training steps.
+    saved_rng_state = net.dropout.rng.bit_generator.state
     X_checked = as_batch(X, "X", net.n_in, "n_in", dtype=net.dtype)
     checked = False
     try:
@@ -319,8 +325,9 @@ def check_network(
         scale = abs(w_a * losses.a) + w_b * (
             abs(losses.b) + float(np.abs(logits).max(axis=1).mean())
         )
-        options = _options(mode, h, rtol, n_samples, n_directions, seed, safety, scale)
-        options.rtol, options.floor_rel = _tolerances(net.dtype, rtol)
+        options = _options(
+            mode, h, rtol, n_samples, n_directions, seed, safety, scale, net.dtype
+        )
         kinks = _network_kinks(twin, X64)
         params = twin.params
         targets = [
@@ -337,6 +344,7 @@ def check_network(
             net.backward()
         net.bn.running_mean[...] = saved_running_mean
         net.dropout.hold = saved_hold
+        net.dropout.rng.bit_generator.state = saved_rng_state
     report.diagnostics = diagnostics
     report.seconds = time.perf_counter() - start
     return report
@@ -390,8 +398,9 @@ def check_gradient(
     def scalar() -> float:
         return _value_and_gradient(f, x64, check_shape=False)[0]
 
-    options = _options(mode, h, rtol, n_samples, n_directions, seed, safety, abs(value))
-    options.rtol, options.floor_rel = _tolerances(grad.dtype, rtol)
+    options = _options(
+        mode, h, rtol, n_samples, n_directions, seed, safety, abs(value), grad.dtype
+    )
     targets = [Target(name, x64, np.asarray(grad, dtype=np.float64))]
     report = _run(
         scalar, options, targets, getattr(f, "__name__", repr(f)), str(grad.dtype)
@@ -428,12 +437,17 @@ def _options(
     seed: int,
     safety: float,
     scale: float,
+    dtype: Any,
 ) -> Options:
+    """The options of one check; rtol and floor_rel default by `dtype` (TOLERANCES)."""
+    default_rtol, floor_rel = TOLERANCES[
+        "float32" if np.dtype(dtype) == np.float32 else "float64"
+    ]
     return Options(
         mode=mode,
         h=_positive(h, "h"),
-        rtol=1e-7 if rtol is None else _positive(rtol, "rtol"),
-        floor_rel=0.0,
+        rtol=default_rtol if rtol is None else _positive(rtol, "rtol"),
+        floor_rel=floor_rel,
         kink_rtol=KINK_RTOL,
         n_samples=_count(n_samples, "n_samples"),
         n_directions=_count(n_directions, "n_directions"),
@@ -441,12 +455,6 @@ def _options(
         safety=_positive(safety, "safety"),
         scale=float(scale),
     )
-
-
-def _tolerances(dtype: Any, rtol: float | None) -> tuple[float, float]:
-    name = "float32" if np.dtype(dtype) == np.float32 else "float64"
-    default_rtol, floor_rel = TOLERANCES[name]
-    return (default_rtol if rtol is None else rtol), floor_rel
 
 
 def _check_mode(mode: Any) -> None:

@@ -24,6 +24,8 @@ KinkFinder = Callable[[NDArray[np.float64]], NDArray[np.float64]]
 
 #: How many kink entries a report lists by index.
 LISTED_KINKS = 10
+#: How many non-finite analytic entries fast and sampled modes check one by one.
+NONFINITE_ALONE = 10
 #: A kink within SNAP times the step of x is treated as under x (one-sided quotients).
 SNAP = 1e-3
 #: A whole array is vacuous when every |a| and |n| is within this factor of the
@@ -204,15 +206,17 @@ class Engine:
             n = m.quotient.value
             floor = self._floor(m, scale)
             m.rel = float(abs(m.analytic - n) / max(abs(m.analytic), abs(n), floor))
+            # Written as `not (error <= bound)` so that a NaN analytic value fails:
+            # every comparison with NaN is False.
             if m.exact_kink:
-                m.failed = m.rel > o.kink_rtol
+                m.failed = not m.rel <= o.kink_rtol
             elif o.mode == "precise":
                 # The estimate covers the quotient; floor_rel * scale the analytic
                 # value's own rounding, which no step size changes.
                 allowed = o.safety * m.quotient.estimate + o.floor_rel * scale
-                m.failed = abs(m.analytic - n) > allowed
+                m.failed = not abs(m.analytic - n) <= allowed
             else:
-                m.failed = m.rel > o.rtol
+                m.failed = not m.rel <= o.rtol
             if m.failed and not m.exact_kink:
                 self._kink_after_the_fact(target, m, scale)
 
@@ -272,10 +276,15 @@ class Engine:
                 directions = self._directions(target, rng, 1)
         else:  # fast
             directions = self._directions(target, rng, o.n_directions)
-        if directions and target.near_kink is not None:
-            near = np.flatnonzero(target.near_kink(o.h))
+        if directions:
+            # Entries near their own kink are left out of the directions, and a
+            # non-finite analytic entry poisons every direction through it (bisection
+            # cannot follow a NaN): both are checked one by one.
+            alone = np.flatnonzero(~np.isfinite(target.analytic))[:NONFINITE_ALONE]
+            if target.near_kink is not None:
+                alone = np.union1d(alone, np.flatnonzero(target.near_kink(o.h)))
             done = {m.index for m in entries}
-            entries += [self._entry(target, int(i)) for i in near if i not in done]
+            entries += [self._entry(target, int(i)) for i in alone if i not in done]
 
         scale = _scale(entries, directions)
         self._judge(target, entries, scale)
