@@ -689,11 +689,15 @@ def test_float32_stays_float32(name: str, training: bool) -> None:
     x = rng.normal(size=(5, 4)).astype(np.float32)
 
     y = layer.forward(x)
-    dx = layer.backward(np.ones(y.shape, dtype=np.float32) + np.arange(y.shape[1]))
+    # A float32 grad_out, and a float64 one, which the float32 forward casts down.
+    # (float32 + an int64 arange would be float64 under numpy 2: cast explicitly.)
+    grad_out = 1 + np.arange(y.shape[1]) * np.ones(y.shape)
+    for grad_dtype in (np.float32, np.float64):
+        dx = layer.backward(grad_out.astype(grad_dtype))
 
-    assert y.dtype == np.float32 and dx.dtype == np.float32
-    for grad in layer.grads.values():  # parameters keep the layer's own dtype
-        assert grad.dtype == np.float64
+        assert y.dtype == np.float32 and dx.dtype == np.float32, grad_dtype
+        for grad in layer.grads.values():  # parameters keep the layer's own dtype
+            assert grad.dtype == np.float64
 
 
 @pytest.mark.parametrize("name", LAYERS)

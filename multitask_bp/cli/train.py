@@ -172,6 +172,10 @@ def register(
 
 def run(args: argparse.Namespace) -> int:
     """Train as `args` say; print the result; return the exit status."""
+    logger = logging.getLogger("multitask_bp")
+    # Called in-process (a notebook, a test), the command must not leave the package's
+    # logger changed behind it.
+    saved = (logger.level, list(logger.handlers), logger.propagate)
     _configure_logging(args)
     try:
         return _run(args)
@@ -181,6 +185,10 @@ def run(args: argparse.Namespace) -> int:
     except TrainingDiverged as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 1
+    finally:
+        logger.setLevel(saved[0])
+        logger.handlers[:] = saved[1]
+        logger.propagate = saved[2]
 
 
 def _run(args: argparse.Namespace) -> int:
