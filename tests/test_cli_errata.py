@@ -43,7 +43,7 @@ def test_subprocess_seed():
 def test_bad_seed_is_refused_with_a_sentence():
     result = run_cli("--seed", "-3")
     assert result.returncode == 2
-    assert "--seed must be a non-negative integer, got -3" in result.stderr
+    assert "argument --seed: must be a non-negative integer, got -3" in result.stderr
 
 
 def test_exit_status_1_when_a_literal_formula_passes(monkeypatch, capsys):

@@ -10,21 +10,8 @@ from __future__ import annotations
 
 import argparse
 
+from multitask_bp.cli import _arguments
 from multitask_bp.errata import run_errata
-
-
-def _seed(text: str) -> int:
-    try:
-        seed = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"--seed must be a non-negative integer, got {text!r}"
-        ) from None
-    if seed < 0:
-        raise argparse.ArgumentTypeError(
-            f"--seed must be a non-negative integer, got {seed}"
-        )
-    return seed
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -41,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--seed",
-        type=_seed,
+        type=_arguments.seed,
         default=0,
         help="seed of the random case (default: 0)",
     )

@@ -25,6 +25,7 @@ from multitask_bp import (
     SoftmaxCrossEntropyLoss,
     gradcheck,
 )
+from multitask_bp.cli import _arguments
 from multitask_bp.gradcheck import GradcheckReport
 
 #: The random case: batch m and widths small enough that the full mode takes a second.
@@ -56,7 +57,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     parser.add_argument("--json", action="store_true", help="print JSON, not tables")
     parser.add_argument(
-        "--seed", type=int, default=0, help="seed of the random case (default: 0)"
+        "--seed",
+        type=_arguments.seed,
+        default=0,
+        help="seed of the random case (default: 0)",
     )
     parser.set_defaults(func=run)
 
@@ -135,8 +139,6 @@ def _network_check(
 
 def run(args: argparse.Namespace) -> int:
     """Run every check; print the tables or JSON; return 1 if any failed, else 0."""
-    if args.seed < 0:
-        raise SystemExit(f"gradcheck: --seed must be non-negative, got {args.seed}")
     reports = [check(args.mode) for _, check in cases(args.seed)]
     failed = [report.subject for report in reports if not report.passed]
     if args.json:

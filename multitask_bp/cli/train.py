@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from multitask_bp.cli import _arguments
 from multitask_bp.data import DataError, Dataset, load_digits, load_file, make_embedded
 from multitask_bp.data import split as split_data
 from multitask_bp.training import (
@@ -96,7 +97,7 @@ def register(
     )
     run_group.add_argument(
         "--seed",
-        type=int,
+        type=_arguments.seed,
         help=f"seeds initialisation, dropout and shuffling; default {defaults.seed}",
     )
     run_group.add_argument(
