@@ -45,7 +45,7 @@ NAMES = (
 #: zero gradient next to a rounding residue of the difference still passes.
 FLOOR = 1e-3
 
-#: The bar of issue 3 in float64.
+#: The bar every gradient meets in float64.
 TOLERANCE = 1e-7
 
 #: The largest first step of the extrapolated difference.

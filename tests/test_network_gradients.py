@@ -2,7 +2,7 @@
 
 Every expected value comes from tests/_netfd.py: the forward of the derivation written
 out again in float64 and differentiated by extrapolated central differences, never from
-the network itself. The bar is issue 3's: a relative error of at most 1e-7, computed as
+the network itself. The bar: a relative error of at most 1e-7, computed as
 |a - n| / max(|a|, |n|, 1e-3) (see FLOOR in tests/_netfd.py for why 1e-3).
 
 ReLU's kink is kept away by setting b_1B so that every x_BN lies at least 0.05 from 0,
