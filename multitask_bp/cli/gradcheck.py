@@ -33,7 +33,7 @@ M, N_IN, N_OUT = 6, 5, 4
 NET_WIDTHS: dict[str, int] = {"n_in": 5, "n_hidden": 6, "n_shared": 4, "n_classes": 3}
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg, unused-ignore]
+def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``gradcheck`` sub-command."""
     parser = subparsers.add_parser(
         "gradcheck",
